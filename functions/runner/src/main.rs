@@ -1,0 +1,7 @@
+//! `runner`: skeleton. The real binary lands with its own issue; until then it says so
+//! and exits non-zero instead of pretending to work.
+
+fn main() {
+    eprintln!("runner: not implemented yet in this build (see the project's open issues)");
+    std::process::exit(2);
+}
