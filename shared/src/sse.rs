@@ -188,4 +188,36 @@ mod tests {
         let mut p = SseParser::with_max_line(8);
         assert!(p.push(b"data: 0123456789").is_err());
     }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+            /// Arbitrary bytes never panic, and chunking never changes the frames.
+            #[test]
+            fn arbitrary_bytes_any_chunking(data in proptest::collection::vec(any::<u8>(), 0..2048), cut in 0usize..2048) {
+                let mut whole = SseParser::new();
+                let a = whole.push(&data).unwrap();
+                let cut = cut.min(data.len());
+                let mut split = SseParser::new();
+                let mut b = split.push(&data[..cut]).unwrap();
+                b.extend(split.push(&data[cut..]).unwrap());
+                prop_assert_eq!(a, b);
+            }
+
+            /// Frames built from arbitrary event/data text round-trip.
+            #[test]
+            fn frames_round_trip(event in "[a-z._]{1,20}", data in "[^\r\n]{0,200}") {
+                let text = format!("event: {event}\ndata: {data}\n\n");
+                let frames = SseParser::new().push(text.as_bytes()).unwrap();
+                prop_assert_eq!(frames.len(), 1);
+                prop_assert_eq!(frames[0].event.as_deref(), Some(event.as_str()));
+                let want = data.strip_prefix(' ').unwrap_or(&data);
+                prop_assert_eq!(frames[0].data.as_str(), want);
+            }
+        }
+    }
 }

@@ -1025,4 +1025,63 @@ mod tests {
         .unwrap();
         assert_eq!(v.name.as_deref(), Some("pdf"));
     }
+
+    mod prop {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+                ".{0,20}".prop_map(Value::String),
+                prop_oneof![
+                    Just("agent.tool_use"), Just("agent.custom_tool_use"), Just("user.tool_result"),
+                    Just("user.custom_tool_result"), Just("user.tool_confirmation"), Just("session.status_idle"),
+                    Just("session.thread_status_terminated"), Just("session.deleted"), Just("requires_action"),
+                ].prop_map(|s| Value::String(s.into())),
+            ];
+            leaf.prop_recursive(4, 64, 8, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                    proptest::collection::btree_map(
+                        prop_oneof![
+                            Just("type".to_owned()), Just("id".to_owned()), Just("name".to_owned()),
+                            Just("input".to_owned()), Just("tool_use_id".to_owned()),
+                            Just("custom_tool_use_id".to_owned()), Just("stop_reason".to_owned()),
+                            Just("event_ids".to_owned()), Just("session_thread_id".to_owned()),
+                            Just("result".to_owned()), ".{0,8}".prop_map(|s| s),
+                        ],
+                        inner,
+                        0..8,
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+            /// Any JSON value interprets without a panic, and as a page element too.
+            #[test]
+            fn any_json_event_parses(v in json_value()) {
+                let ev = SessionEvent::from_value(v.clone());
+                let _ = ev.ends_turn();
+                let page = serde_json::json!({"data": [v], "next_page": null});
+                let p: Page<SessionEvent> = serde_json::from_value(page).unwrap();
+                prop_assert_eq!(p.data.len(), 1);
+            }
+
+            /// Arbitrary text never panics the lenient parser.
+            #[test]
+            fn any_text_parses_or_errors(s in ".{0,300}", esc in "(\\\\u[dD][89abAB][0-9a-fA-F]{2}){0,3}") {
+                let _ = parse_event_json(&s);
+                let text = format!("{{\"type\":\"x\",\"s\":\"{esc}\"}}");
+                prop_assert!(parse_event_json(&text).is_ok(), "{}", text);
+            }
+        }
+    }
 }
