@@ -9,6 +9,10 @@
 //! * [`webhook`]: Standard Webhooks signature verification (spec §8.4).
 //! * [`secret`]: redacting secret wrappers and work-secret decoding (spec §3.2).
 
+// `ApiError` carries everything an operator needs (status, error type and code,
+// request id, hint); it only travels on the error path, so its size is not a concern.
+#![allow(clippy::result_large_err)]
+
 pub mod client;
 pub mod error;
 pub mod retry;
