@@ -397,6 +397,8 @@ impl ControlPlane {
         if let Some(body) = &req.body {
             b = b
                 .header("content-type", "application/json")
+                // Explicit, so empty-body POSTs (ack, heartbeat) carry `Content-Length: 0`.
+                .header("content-length", body.len())
                 .body(body.clone());
         }
         if let Some(t) = req.timeout.or(Some(self.cfg.request_timeout)) {
@@ -671,12 +673,20 @@ impl ControlPlane {
         session_id: &str,
         events: &[OutgoingEvent],
     ) -> Result<Vec<SessionEvent>, ApiError> {
-        let body = json!({ "events": events });
-        let req = Req::post(
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            events: &'a [OutgoingEvent],
+        }
+        // Serialised straight from the structs so the field order is the natural one
+        // (`type` first), not the sorted order of a `serde_json::Value` map.
+        let body = serde_json::to_vec(&Body { events })
+            .map_err(|e| ApiError::protocol("serialise events", e.to_string()))?;
+        let mut req = Req::new(
+            reqwest::Method::POST,
             Family::ManagedAgents,
             format!("/v1/sessions/{}/events", seg(session_id)),
-            Some(&body),
         );
+        req.body = Some(body);
         let op = req.operation();
         let resp = self.execute(&req).await?;
         let bytes = resp.bytes().await.map_err(|e| transport_error(op, &e))?;

@@ -1035,24 +1035,39 @@ mod tests {
                 Just(Value::Null),
                 any::<bool>().prop_map(Value::Bool),
                 any::<i64>().prop_map(Value::from),
-                any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+                any::<f64>()
+                    .prop_filter("finite", |f| f.is_finite())
+                    .prop_map(Value::from),
                 ".{0,20}".prop_map(Value::String),
                 prop_oneof![
-                    Just("agent.tool_use"), Just("agent.custom_tool_use"), Just("user.tool_result"),
-                    Just("user.custom_tool_result"), Just("user.tool_confirmation"), Just("session.status_idle"),
-                    Just("session.thread_status_terminated"), Just("session.deleted"), Just("requires_action"),
-                ].prop_map(|s| Value::String(s.into())),
+                    Just("agent.tool_use"),
+                    Just("agent.custom_tool_use"),
+                    Just("user.tool_result"),
+                    Just("user.custom_tool_result"),
+                    Just("user.tool_confirmation"),
+                    Just("session.status_idle"),
+                    Just("session.thread_status_terminated"),
+                    Just("session.deleted"),
+                    Just("requires_action"),
+                ]
+                .prop_map(|s| Value::String(s.into())),
             ];
             leaf.prop_recursive(4, 64, 8, |inner| {
                 prop_oneof![
                     proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
                     proptest::collection::btree_map(
                         prop_oneof![
-                            Just("type".to_owned()), Just("id".to_owned()), Just("name".to_owned()),
-                            Just("input".to_owned()), Just("tool_use_id".to_owned()),
-                            Just("custom_tool_use_id".to_owned()), Just("stop_reason".to_owned()),
-                            Just("event_ids".to_owned()), Just("session_thread_id".to_owned()),
-                            Just("result".to_owned()), ".{0,8}".prop_map(|s| s),
+                            Just("type".to_owned()),
+                            Just("id".to_owned()),
+                            Just("name".to_owned()),
+                            Just("input".to_owned()),
+                            Just("tool_use_id".to_owned()),
+                            Just("custom_tool_use_id".to_owned()),
+                            Just("stop_reason".to_owned()),
+                            Just("event_ids".to_owned()),
+                            Just("session_thread_id".to_owned()),
+                            Just("result".to_owned()),
+                            ".{0,8}".prop_map(|s| s),
                         ],
                         inner,
                         0..8,

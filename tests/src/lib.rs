@@ -1,1 +1,5 @@
-//! placeholder
+//! Workspace test support: a fake Claude Managed Agents control plane.
+//!
+//! See [`fake`]; the `fake-control-plane` binary serves one for local demos.
+
+pub mod fake;

@@ -31,17 +31,29 @@ fn check(r: &RecordedRequest, e: &Expect, bearer: &str) {
     assert_eq!(r.method, e.method, "{ctx}");
     assert_eq!(r.path, e.path, "{ctx}");
     assert_eq!(r.query, e.query, "{ctx}");
-    assert_eq!(r.header("authorization"), Some(format!("Bearer {bearer}").as_str()), "{ctx}");
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {bearer}").as_str()),
+        "{ctx}"
+    );
     assert_eq!(r.header("x-api-key"), None, "{ctx}: bearer only");
     assert_eq!(r.header("anthropic-version"), Some("2026-10-21"), "{ctx}");
     assert_eq!(r.header("anthropic-beta"), e.beta, "{ctx}");
     assert_eq!(r.header("accept"), Some(e.accept), "{ctx}");
     assert_eq!(r.header("user-agent"), Some(USER_AGENT), "{ctx}");
-    assert_eq!(r.header("anthropic-worker-id").is_some(), e.worker_id, "{ctx}");
+    assert_eq!(
+        r.header("anthropic-worker-id").is_some(),
+        e.worker_id,
+        "{ctx}"
+    );
     match &e.body {
         Some(body) => {
             assert_eq!(r.header("content-type"), Some("application/json"), "{ctx}");
-            assert_eq!(r.header("content-length"), Some(body.len().to_string().as_str()), "{ctx}");
+            assert_eq!(
+                r.header("content-length"),
+                Some(body.len().to_string().as_str()),
+                "{ctx}"
+            );
             assert_eq!(String::from_utf8_lossy(&r.body), *body, "{ctx}");
         }
         None => {
@@ -84,8 +96,11 @@ async fn every_request_has_the_exact_wire_shape() {
         "bash",
         json!({"command": "echo hi"}),
     )]));
-    let c = ControlPlane::new(ClientConfig::with_base_url(Some(&fake.base_url())), SecretString::new(key.clone()))
-        .unwrap();
+    let c = ControlPlane::new(
+        ClientConfig::with_base_url(Some(&fake.base_url())),
+        SecretString::new(key.clone()),
+    )
+    .unwrap();
     let w = format!("/v1/environments/{env}/work");
     let s = format!("/v1/sessions/{}", created.session_id);
 
@@ -94,25 +109,46 @@ async fn every_request_has_the_exact_wire_shape() {
         block_ms: None,
         reclaim_older_than_ms: Some(15000),
     };
-    c.poll(&env, params, "lambda-0123456789ab").await.unwrap().unwrap();
+    c.poll(&env, params, "lambda-0123456789ab")
+        .await
+        .unwrap()
+        .unwrap();
     c.ack(&env, &created.work_id).await.unwrap();
     c.stats(&env).await.unwrap();
     c.list_work(&env, Some(10), None).await.unwrap();
     let _ = c.retrieve_work(&env, &created.work_id).await;
-    let _ = c.update_work_metadata(&env, &created.work_id, &json!({"k": "v", "gone": null})).await;
-    c.poll(&env, PollParams { block_ms: Some(250), reclaim_older_than_ms: None }, "w")
-        .await
-        .unwrap();
+    let _ = c
+        .update_work_metadata(&env, &created.work_id, &json!({"k": "v", "gone": null}))
+        .await;
+    c.poll(
+        &env,
+        PollParams {
+            block_ms: Some(250),
+            reclaim_older_than_ms: None,
+        },
+        "w",
+    )
+    .await
+    .unwrap();
 
     let env_reqs = fake.requests();
     fake.clear_requests();
-    let mut poll = get(format!("{w}/poll"), "reclaim_older_than_ms=15000", Some(MA_BETA));
+    let mut poll = get(
+        format!("{w}/poll"),
+        "reclaim_older_than_ms=15000",
+        Some(MA_BETA),
+    );
     poll.worker_id = true;
     let mut poll_block = get(format!("{w}/poll"), "block_ms=250", Some(MA_BETA));
     poll_block.worker_id = true;
     let expected = [
         poll,
-        post(format!("{w}/{}/ack", created.work_id), "", Some(MA_BETA), ""),
+        post(
+            format!("{w}/{}/ack", created.work_id),
+            "",
+            Some(MA_BETA),
+            "",
+        ),
         get(format!("{w}/stats"), "", Some(MA_BETA)),
         get(w.clone(), "limit=10", Some(MA_BETA)),
         get(format!("{w}/{}", created.work_id), "", Some(MA_BETA)),
@@ -128,19 +164,38 @@ async fn every_request_has_the_exact_wire_shape() {
     for (r, e) in env_reqs.iter().zip(&expected) {
         check(r, e, &key);
     }
-    assert_eq!(env_reqs[0].header("anthropic-worker-id"), Some("lambda-0123456789ab"));
-    assert_eq!(env_reqs[1].header("content-length"), Some("0"), "empty-body POST");
+    assert_eq!(
+        env_reqs[0].header("anthropic-worker-id"),
+        Some("lambda-0123456789ab")
+    );
+    assert_eq!(
+        env_reqs[1].header("content-length"),
+        Some("0"),
+        "empty-body POST"
+    );
 
     // --- sessions-token calls (runner) ---
     let token = created.sessions_token.clone();
     let rc = c.with_bearer(SecretString::new(token.clone()));
     let hb = rc
-        .heartbeat(&env, &created.work_id, NO_HEARTBEAT, None, Duration::from_secs(5))
+        .heartbeat(
+            &env,
+            &created.work_id,
+            NO_HEARTBEAT,
+            None,
+            Duration::from_secs(5),
+        )
         .await
         .unwrap();
-    rc.heartbeat(&env, &created.work_id, &hb.last_heartbeat, Some(120), Duration::from_secs(5))
-        .await
-        .unwrap();
+    rc.heartbeat(
+        &env,
+        &created.work_id,
+        &hb.last_heartbeat,
+        Some(120),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
     rc.retrieve_session(&created.session_id).await.unwrap();
     let mut stream = rc.stream_events(&created.session_id).await.unwrap();
     let list = ListEventsParams {
@@ -150,10 +205,18 @@ async fn every_request_has_the_exact_wire_shape() {
         created_at_gte: Some("2026-01-01T00:00:01.5+00:00".into()),
         ..Default::default()
     };
-    let events = rc.list_all_events(&created.session_id, &list).await.unwrap();
-    let call_id = events.iter().find_map(|e| e.id.clone()).expect("a call in history");
+    let events = rc
+        .list_all_events(&created.session_id, &list)
+        .await
+        .unwrap();
+    let call_id = events
+        .iter()
+        .find_map(|e| e.id.clone())
+        .expect("a call in history");
     let result = OutgoingEvent::result_for(false, &call_id, false, vec![ContentBlock::text("hi")]);
-    rc.send_events(&created.session_id, &[result]).await.unwrap();
+    rc.send_events(&created.session_id, &[result])
+        .await
+        .unwrap();
     rc.stop(&env, &created.work_id, true).await.unwrap();
     // Skills and memory: the fake may not serve them; only the request shape matters here.
     let _ = rc.retrieve_skill_version("skill_01", "latest").await;
@@ -169,10 +232,16 @@ async fn every_request_has_the_exact_wire_shape() {
             Some("pg2"),
         )
         .await;
-    let _ = rc.retrieve_memory("memstore_01", "mem_01", MemoryView::Full).await;
+    let _ = rc
+        .retrieve_memory("memstore_01", "mem_01", MemoryView::Full)
+        .await;
     let _ = rc.create_memory("memstore_01", "/a/b.md", "x").await;
-    let _ = rc.update_memory("memstore_01", "mem_01", "y", Some("ab12")).await;
-    let _ = rc.delete_memory("memstore_01", "mem_01", Some("ab12")).await;
+    let _ = rc
+        .update_memory("memstore_01", "mem_01", "y", Some("ab12"))
+        .await;
+    let _ = rc
+        .delete_memory("memstore_01", "mem_01", Some("ab12"))
+        .await;
     drop(stream.next()); // stream request was sent on open
 
     let reqs = fake.requests();
@@ -188,7 +257,12 @@ async fn every_request_has_the_exact_wire_shape() {
             Some(MA_BETA),
             "",
         ),
-        post(format!("{w}/{}/heartbeat", created.work_id), &hb2_query, Some(MA_BETA), ""),
+        post(
+            format!("{w}/{}/heartbeat", created.work_id),
+            &hb2_query,
+            Some(MA_BETA),
+            "",
+        ),
         get(s.clone(), "", Some(MA_BETA)),
         get(format!("{s}/events/stream"), "", Some(MA_BETA)),
         get(
@@ -204,15 +278,29 @@ async fn every_request_has_the_exact_wire_shape() {
                 r#"{{"events":[{{"type":"user.tool_result","tool_use_id":"{call_id}","is_error":false,"content":[{{"type":"text","text":"hi"}}]}}]}}"#
             ),
         ),
-        post(format!("{w}/{}/stop", created.work_id), "", Some(MA_BETA), r#"{"force":true}"#),
+        post(
+            format!("{w}/{}/stop", created.work_id),
+            "",
+            Some(MA_BETA),
+            r#"{"force":true}"#,
+        ),
         get("/v1/skills/skill_01/versions/latest".into(), "", None),
         Expect {
             accept: "application/binary",
-            ..get("/v1/skills/skill_01/versions/skillver_02/content".into(), "", None)
+            ..get(
+                "/v1/skills/skill_01/versions/skillver_02/content".into(),
+                "",
+                None,
+            )
         },
         get(m.into(), "view=full&limit=20&page=pg2", Some(MEM_BETA)),
         get(format!("{m}/mem_01"), "view=full", Some(MEM_BETA)),
-        post(m.into(), "", Some(MEM_BETA), r#"{"content":"x","path":"/a/b.md"}"#),
+        post(
+            m.into(),
+            "",
+            Some(MEM_BETA),
+            r#"{"content":"x","path":"/a/b.md"}"#,
+        ),
         post(
             format!("{m}/mem_01"),
             "",
@@ -221,19 +309,34 @@ async fn every_request_has_the_exact_wire_shape() {
         ),
         Expect {
             method: "DELETE",
-            ..get(format!("{m}/mem_01"), "expected_content_sha256=ab12", Some(MEM_BETA))
+            ..get(
+                format!("{m}/mem_01"),
+                "expected_content_sha256=ab12",
+                Some(MEM_BETA),
+            )
         },
     ];
     // Skill/memory calls may be retried by the client if the fake answers 5xx; keep
     // only the first of each consecutive duplicate.
     let mut dedup: Vec<RecordedRequest> = Vec::new();
     for r in reqs {
-        if dedup.last().is_some_and(|l| l.method == r.method && l.path == r.path && l.query == r.query) {
+        if dedup
+            .last()
+            .is_some_and(|l| l.method == r.method && l.path == r.path && l.query == r.query)
+        {
             continue;
         }
         dedup.push(r);
     }
-    assert_eq!(dedup.len(), expected.len(), "{:#?}", dedup.iter().map(|r| (&r.method, &r.path)).collect::<Vec<_>>());
+    assert_eq!(
+        dedup.len(),
+        expected.len(),
+        "{:#?}",
+        dedup
+            .iter()
+            .map(|r| (&r.method, &r.path))
+            .collect::<Vec<_>>()
+    );
     for (r, e) in dedup.iter().zip(expected.iter_mut()) {
         check(r, e, &token);
     }

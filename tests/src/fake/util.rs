@@ -1,6 +1,7 @@
 //! Small self-contained helpers: RFC 3339 formatting (no chrono/time crate),
 //! random identifiers, percent-decoding and query-string parsing.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
@@ -11,6 +12,22 @@ pub(crate) fn unix_micros(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_micros() as u64
+}
+
+static LAST_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// Current time in microseconds since the epoch, strictly increasing across
+/// calls (process-wide), so every generated timestamp is unique.
+pub(crate) fn unique_micros() -> u64 {
+    let now = unix_micros(SystemTime::now());
+    let mut last = LAST_MICROS.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last + 1);
+        match LAST_MICROS.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(actual) => last = actual,
+        }
+    }
 }
 
 /// Converts days since 1970-01-01 into a proleptic Gregorian (year, month, day)
@@ -88,18 +105,16 @@ pub(crate) fn percent_decode(s: &str, plus_is_space: bool) -> String {
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h * 16 + l);
-                        i += 3;
-                    }
-                    _ => {
-                        out.push(b'%');
-                        i += 1;
-                    }
+            b'%' if i + 2 < bytes.len() => match (hex_val(bytes[i + 1]), hex_val(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 3;
                 }
-            }
+                _ => {
+                    out.push(b'%');
+                    i += 1;
+                }
+            },
             b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
