@@ -1,0 +1,344 @@
+//! Runner inputs: environment variables exactly as the reference worker reads them
+//! (spec control-plane §9.1) and the command-line flags of the `runner` binary.
+//!
+//! Bad or missing input is a [`ConfigError`]: one line naming the variable or flag,
+//! exit code 2, and nothing is sent to the control plane.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cma_shared::secret::{EnvironmentKey, SecretString, WorkSecret};
+
+/// `runner --help`.
+pub const USAGE: &str = "\
+runner: serve one Claude Managed Agents work item (one session) in this sandbox
+
+USAGE:
+    runner [--workdir DIR] [--max-idle DURATION] [--log-format json|text]
+
+OPTIONS:
+    --workdir DIR          working directory of the tools (default /workspace)
+    --max-idle DURATION    exit after this long idle at end_turn (default 60s; e.g. 3s, 500ms, 2m; 0 disables)
+    --log-format FORMAT    json (default) or text
+    -h, --help             print this help
+
+ENVIRONMENT:
+    ANTHROPIC_WORK_ID          work item id (required)
+    ANTHROPIC_ENVIRONMENT_ID   environment id (required)
+    ANTHROPIC_SESSION_ID       session id (required)
+    ANTHROPIC_WORK_SECRET      the item's secret from poll (preferred credential)
+    ANTHROPIC_ENVIRONMENT_KEY  environment key (fallback credential only)
+    ANTHROPIC_BASE_URL         API base URL (default https://api.anthropic.com)
+";
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// Which credential the item runs with (spec §3.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// The sessions token decoded from `ANTHROPIC_WORK_SECRET`.
+    SessionsToken,
+    /// `ANTHROPIC_ENVIRONMENT_KEY` (no secret given, or it did not decode).
+    EnvironmentKey { secret_was_unusable: bool },
+}
+
+/// Everything the runner needs, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub work_id: String,
+    pub environment_id: String,
+    pub session_id: String,
+    pub base_url: Option<String>,
+    /// The bearer for every per-item call.
+    pub credential: SecretString,
+    pub credential_source: CredentialSource,
+    /// Whether a sessions token is available (memory stores need it).
+    pub has_sessions_token: bool,
+    pub workdir: PathBuf,
+    /// `None` = idle exit disabled.
+    pub max_idle: Option<Duration>,
+    pub log_format: LogFormat,
+}
+
+/// What the command line asked for.
+#[derive(Debug)]
+pub enum Command {
+    Run(Box<Config>),
+    Help,
+}
+
+/// A bad input, naming the variable or flag.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError(msg.into()))
+}
+
+/// Parse a duration: `60s`, `3s`, `500ms`, `2m`, `1h`, `1.5s`, `0`; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    if !v.is_finite() || v < 0.0 {
+        return None;
+    }
+    Some(Duration::from_secs_f64(v * mult))
+}
+
+/// Parse argv (without the program name) and the environment.
+pub fn parse<I, S>(args: I, env: impl Fn(&str) -> Option<String>) -> Result<Command, ConfigError>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<String>,
+{
+    let mut workdir = PathBuf::from("/workspace");
+    let mut max_idle = Some(Duration::from_secs(60));
+    let mut log_format = LogFormat::Json;
+    let mut it = args.into_iter().map(Into::into);
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f.to_owned(), Some(v.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = |name: &str| -> Result<String, ConfigError> {
+            match inline.clone().or_else(|| it.next()) {
+                Some(v) if !v.is_empty() => Ok(v),
+                _ => err(format!("{name}: missing value (see --help)")),
+            }
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "--workdir" => workdir = PathBuf::from(value("--workdir")?),
+            "--max-idle" => {
+                let v = value("--max-idle")?;
+                let d = parse_duration(&v).ok_or_else(|| {
+                    ConfigError(format!(
+                        "--max-idle: invalid duration {v:?} (e.g. 60s, 3s, 500ms, 0)"
+                    ))
+                })?;
+                max_idle = (!d.is_zero()).then_some(d);
+            }
+            "--log-format" => {
+                log_format = match value("--log-format")?.as_str() {
+                    "json" => LogFormat::Json,
+                    "text" => LogFormat::Text,
+                    other => {
+                        return err(format!(
+                            "--log-format: expected json or text, got {other:?}"
+                        ));
+                    }
+                }
+            }
+            other => return err(format!("{other}: unknown argument (see --help)")),
+        }
+    }
+
+    let var = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+    let required = |name: &str| var(name).ok_or_else(|| ConfigError(format!("{name} is not set")));
+    let work_id = required("ANTHROPIC_WORK_ID")?;
+    let environment_id = required("ANTHROPIC_ENVIRONMENT_ID")?;
+    let session_id = required("ANTHROPIC_SESSION_ID")?;
+    let base_url = var("ANTHROPIC_BASE_URL");
+    if let Some(u) = &base_url
+        && !(u.starts_with("https://") || u.starts_with("http://"))
+    {
+        return err("ANTHROPIC_BASE_URL must start with https:// or http://");
+    }
+    let secret = var("ANTHROPIC_WORK_SECRET").map(WorkSecret::new);
+    let token = secret.as_ref().and_then(WorkSecret::sessions_token);
+    let env_key = var("ANTHROPIC_ENVIRONMENT_KEY").map(EnvironmentKey::new);
+    let (credential, credential_source) = match (&token, env_key) {
+        (Some(t), _) => (
+            SecretString::new(t.expose()),
+            CredentialSource::SessionsToken,
+        ),
+        (None, Some(k)) => (
+            SecretString::new(k.expose()),
+            CredentialSource::EnvironmentKey {
+                secret_was_unusable: secret.is_some(),
+            },
+        ),
+        (None, None) if secret.is_some() => {
+            return err(
+                "ANTHROPIC_WORK_SECRET does not decode to a sessions token and ANTHROPIC_ENVIRONMENT_KEY is not set",
+            );
+        }
+        (None, None) => {
+            return err(
+                "ANTHROPIC_WORK_SECRET is not set (and no ANTHROPIC_ENVIRONMENT_KEY fallback)",
+            );
+        }
+    };
+    Ok(Command::Run(Box::new(Config {
+        work_id,
+        environment_id,
+        session_id,
+        base_url,
+        credential,
+        has_sessions_token: token.is_some(),
+        credential_source,
+        workdir,
+        max_idle,
+        log_format,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn envf(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    const SECRET: &str = "eyJzZXNzaW9uc190b2tlbiI6InNrLWFudC1yZXEtRVhBTVBMRXRva2VuXzAxMjMiLCJhcGlfYmFzZV91cmwiOiJodHRwczovL2FwaS5hbnRocm9waWMuY29tIn0";
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("ANTHROPIC_WORK_ID", "work_1"),
+            ("ANTHROPIC_ENVIRONMENT_ID", "env_1"),
+            ("ANTHROPIC_SESSION_ID", "sesn_1"),
+        ]
+    }
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        match parse(args.iter().copied(), envf(env))? {
+            Command::Run(c) => Ok(*c),
+            Command::Help => panic!("help"),
+        }
+    }
+
+    #[test]
+    fn defaults_and_token_preferred() {
+        let mut e = base();
+        e.push(("ANTHROPIC_WORK_SECRET", SECRET));
+        e.push(("ANTHROPIC_ENVIRONMENT_KEY", "sk-ant-env"));
+        let c = run(&[], &e).unwrap();
+        assert_eq!(c.credential.expose(), "sk-ant-req-EXAMPLEtoken_0123");
+        assert_eq!(c.credential_source, CredentialSource::SessionsToken);
+        assert_eq!(c.workdir, PathBuf::from("/workspace"));
+        assert_eq!(c.max_idle, Some(Duration::from_secs(60)));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert!(
+            !format!("{c:?}").contains("sk-ant"),
+            "config Debug must not leak"
+        );
+    }
+
+    #[test]
+    fn env_key_fallback_and_unusable_secret() {
+        let mut e = base();
+        e.push(("ANTHROPIC_ENVIRONMENT_KEY", "sk-ant-env"));
+        let c = run(&[], &e).unwrap();
+        assert_eq!(
+            c.credential_source,
+            CredentialSource::EnvironmentKey {
+                secret_was_unusable: false
+            }
+        );
+        e.push(("ANTHROPIC_WORK_SECRET", "not base64!!"));
+        let c = run(&[], &e).unwrap();
+        assert_eq!(
+            c.credential_source,
+            CredentialSource::EnvironmentKey {
+                secret_was_unusable: true
+            }
+        );
+        assert!(!c.has_sessions_token);
+    }
+
+    #[test]
+    fn missing_inputs_name_the_variable() {
+        let e = run(&[], &[]).unwrap_err();
+        assert_eq!(e.0, "ANTHROPIC_WORK_ID is not set");
+        let mut e = base();
+        e.push(("ANTHROPIC_SESSION_ID", ""));
+        e.retain(|(k, v)| k != &"ANTHROPIC_SESSION_ID" || v.is_empty());
+        assert_eq!(
+            run(&[], &e).unwrap_err().0,
+            "ANTHROPIC_SESSION_ID is not set",
+            "empty counts as absent"
+        );
+        let err = run(&[], &base()).unwrap_err();
+        assert!(err.0.contains("ANTHROPIC_WORK_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn flags() {
+        let mut e = base();
+        e.push(("ANTHROPIC_ENVIRONMENT_KEY", "k"));
+        let c = run(
+            &[
+                "--workdir",
+                "/tmp/w",
+                "--max-idle=3s",
+                "--log-format",
+                "text",
+            ],
+            &e,
+        )
+        .unwrap();
+        assert_eq!(
+            (c.workdir.to_str(), c.max_idle, c.log_format),
+            (
+                Some("/tmp/w"),
+                Some(Duration::from_secs(3)),
+                LogFormat::Text
+            )
+        );
+        assert_eq!(run(&["--max-idle", "0"], &e).unwrap().max_idle, None);
+        assert!(
+            run(&["--max-idle", "soon"], &e)
+                .unwrap_err()
+                .0
+                .starts_with("--max-idle")
+        );
+        assert!(
+            run(&["--log-format", "xml"], &e)
+                .unwrap_err()
+                .0
+                .starts_with("--log-format")
+        );
+        assert!(
+            run(&["--workdir"], &e)
+                .unwrap_err()
+                .0
+                .starts_with("--workdir")
+        );
+        assert!(run(&["--bogus"], &e).unwrap_err().0.starts_with("--bogus"));
+        assert!(matches!(parse(["--help"], envf(&[])), Ok(Command::Help)));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60s"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("x"), None);
+    }
+}
