@@ -570,3 +570,83 @@ async fn bad_input_exits_2_without_network() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("--workdir"));
 }
+
+#[tokio::test]
+async fn no_successful_beat_for_a_ttl_is_assumed_lost() {
+    let fake = fake_with_ttl(2).await;
+    let created = fake.create_session(SessionScript::new(vec![ScriptStep::tool(
+        "bash",
+        json!({"command": "sleep 20; touch done.flag", "timeout_ms": 60000}),
+    )]));
+    claim(&fake).await;
+    let mut r = spawn(&fake, &created);
+    assert!(
+        fake.wait_until(Duration::from_secs(10), |f| f
+            .requests()
+            .iter()
+            .any(|q| q.path.ends_with("/events/stream")))
+            .await
+    );
+    fake.set_faults(Faults {
+        error_rate: vec![(Endpoint::Heartbeat, 1.0)],
+        ..Faults::default()
+    });
+    let code = r.wait(Duration::from_secs(15)).await;
+    assert_eq!(code, 0, "{}", r.log());
+    assert!(r.log().contains("lease assumed lost"), "{}", r.log());
+    assert_eq!(
+        stop_requests(&fake, &created.work_id),
+        0,
+        "an assumed-lost lease is never stopped"
+    );
+    assert!(fake.results(&created.session_id).is_empty());
+    assert!(!r.workdir.join("done.flag").exists());
+}
+
+#[tokio::test]
+async fn terminated_session_ends_the_run_and_force_stops() {
+    let fake = fake_with_ttl(60).await;
+    let created = fake.create_session(SessionScript::new(vec![ScriptStep::tool(
+        "bash",
+        json!({"command": "sleep 20", "timeout_ms": 60000}),
+    )]));
+    claim(&fake).await;
+    let mut r = spawn(&fake, &created);
+    assert!(
+        fake.wait_until(Duration::from_secs(10), |f| f
+            .requests()
+            .iter()
+            .any(|q| q.path.ends_with("/events/stream")))
+            .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fake.terminate_session(&created.session_id);
+    let code = r.wait(Duration::from_secs(10)).await;
+    assert_eq!(code, 0, "{}", r.log());
+    assert_eq!(fake.work_state(&created.work_id), "stopped");
+    assert!(
+        fake.results(&created.session_id).is_empty(),
+        "a terminated session takes no results"
+    );
+
+    // A session already terminated before the runner starts: no tool loop at all.
+    let again = fake.enqueue_for_session(&created.session_id);
+    claim(&fake).await;
+    let mut r = spawn(&fake, &again);
+    assert_eq!(r.wait(Duration::from_secs(10)).await, 0, "{}", r.log());
+    assert_eq!(fake.work_state(&again.work_id), "stopped");
+    assert!(
+        !fake
+            .requests()
+            .iter()
+            .any(|q| q.path.ends_with("/events/stream")
+                && q.at
+                    > fake
+                        .requests()
+                        .iter()
+                        .find(|x| x.path.contains(&again.work_id))
+                        .unwrap()
+                        .at),
+        "no stream opened for a terminated session"
+    );
+}
