@@ -27,6 +27,9 @@ ENVIRONMENT:
     ANTHROPIC_ENVIRONMENT_ID   environment id (required)
     ANTHROPIC_SESSION_ID       session id (required)
     ANTHROPIC_WORK_SECRET      the item's secret from poll (preferred credential)
+    ANTHROPIC_WORK_SECRET_CIPHERTEXT
+                               the same secret, KMS-encrypted by the webhook (base64); decrypted
+                               with the task's AWS credentials before any call (not with the above)
     ANTHROPIC_ENVIRONMENT_KEY  environment key (fallback credential only)
     ANTHROPIC_BASE_URL         API base URL (default https://api.anthropic.com)
 ";
@@ -38,13 +41,38 @@ pub enum LogFormat {
     Text,
 }
 
+/// The variable carrying the KMS-encrypted work secret (see [`crate::envelope`]).
+pub const WORK_SECRET_CIPHERTEXT_VAR: &str = "ANTHROPIC_WORK_SECRET_CIPHERTEXT";
+
 /// Which credential the item runs with (spec §3.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialSource {
-    /// The sessions token decoded from `ANTHROPIC_WORK_SECRET`.
+    /// The sessions token decoded from the work secret.
     SessionsToken,
     /// `ANTHROPIC_ENVIRONMENT_KEY` (no secret given, or it did not decode).
     EnvironmentKey { secret_was_unusable: bool },
+}
+
+/// The bearer for every per-item call, and where it came from.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub bearer: SecretString,
+    pub source: CredentialSource,
+    /// Whether a sessions token is available (memory stores need it).
+    pub has_sessions_token: bool,
+}
+
+/// Where the work secret comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    /// `ANTHROPIC_WORK_SECRET` (or none: environment key only), resolved at parse time.
+    Plain(Credential),
+    /// `ANTHROPIC_WORK_SECRET_CIPHERTEXT`: decrypt it ([`crate::envelope`]) before any
+    /// control-plane call, then [`decrypted_credential`].
+    Ciphertext {
+        ciphertext: SecretString,
+        environment_key: Option<EnvironmentKey>,
+    },
 }
 
 /// Everything the runner needs, validated.
@@ -54,11 +82,8 @@ pub struct Config {
     pub environment_id: String,
     pub session_id: String,
     pub base_url: Option<String>,
-    /// The bearer for every per-item call.
-    pub credential: SecretString,
-    pub credential_source: CredentialSource,
-    /// Whether a sessions token is available (memory stores need it).
-    pub has_sessions_token: bool,
+    /// The work secret (or its ciphertext) and the environment-key fallback.
+    pub secret: SecretSource,
     pub workdir: PathBuf,
     /// `None` = idle exit disabled.
     pub max_idle: Option<Duration>,
@@ -161,43 +186,79 @@ where
     {
         return err("ANTHROPIC_BASE_URL must start with https:// or http://");
     }
-    let secret = var("ANTHROPIC_WORK_SECRET").map(WorkSecret::new);
-    let token = secret.as_ref().and_then(WorkSecret::sessions_token);
+    let plain = var("ANTHROPIC_WORK_SECRET").map(WorkSecret::new);
+    let ciphertext = var(WORK_SECRET_CIPHERTEXT_VAR).map(SecretString::new);
     let env_key = var("ANTHROPIC_ENVIRONMENT_KEY").map(EnvironmentKey::new);
-    let (credential, credential_source) = match (&token, env_key) {
-        (Some(t), _) => (
-            SecretString::new(t.expose()),
-            CredentialSource::SessionsToken,
-        ),
-        (None, Some(k)) => (
-            SecretString::new(k.expose()),
-            CredentialSource::EnvironmentKey {
-                secret_was_unusable: secret.is_some(),
-            },
-        ),
-        (None, None) if secret.is_some() => {
-            return err(
-                "ANTHROPIC_WORK_SECRET does not decode to a sessions token and ANTHROPIC_ENVIRONMENT_KEY is not set",
-            );
+    let secret = match (plain, ciphertext) {
+        (Some(_), Some(_)) => {
+            return err(format!(
+                "ANTHROPIC_WORK_SECRET and {WORK_SECRET_CIPHERTEXT_VAR} are both set: give only one"
+            ));
         }
-        (None, None) => {
-            return err(
-                "ANTHROPIC_WORK_SECRET is not set (and no ANTHROPIC_ENVIRONMENT_KEY fallback)",
-            );
-        }
+        (None, Some(ciphertext)) => SecretSource::Ciphertext {
+            ciphertext,
+            environment_key: env_key,
+        },
+        (plain, None) => SecretSource::Plain(resolve_credential(
+            plain.as_ref(),
+            env_key.as_ref(),
+            "ANTHROPIC_WORK_SECRET",
+        )?),
     };
     Ok(Command::Run(Box::new(Config {
         work_id,
         environment_id,
         session_id,
         base_url,
-        credential,
-        has_sessions_token: token.is_some(),
-        credential_source,
+        secret,
         workdir,
         max_idle,
         log_format,
     })))
+}
+
+/// The credential for a work secret decrypted from [`WORK_SECRET_CIPHERTEXT_VAR`]:
+/// exactly the rules of `ANTHROPIC_WORK_SECRET` (sessions token if it decodes, else the
+/// environment key, else an error).
+pub fn decrypted_credential(
+    plaintext: &SecretString,
+    environment_key: Option<&EnvironmentKey>,
+) -> Result<Credential, ConfigError> {
+    resolve_credential(
+        Some(&WorkSecret::new(plaintext.expose())),
+        environment_key,
+        &format!("the work secret decrypted from {WORK_SECRET_CIPHERTEXT_VAR}"),
+    )
+}
+
+/// Spec §3.3: the sessions token if the secret decodes to one, else the environment key.
+/// `secret_name` names the secret's origin in errors.
+fn resolve_credential(
+    secret: Option<&WorkSecret>,
+    environment_key: Option<&EnvironmentKey>,
+    secret_name: &str,
+) -> Result<Credential, ConfigError> {
+    let token = secret.and_then(WorkSecret::sessions_token);
+    match (&token, environment_key) {
+        (Some(t), _) => Ok(Credential {
+            bearer: SecretString::new(t.expose()),
+            source: CredentialSource::SessionsToken,
+            has_sessions_token: true,
+        }),
+        (None, Some(k)) => Ok(Credential {
+            bearer: SecretString::new(k.expose()),
+            source: CredentialSource::EnvironmentKey {
+                secret_was_unusable: secret.is_some(),
+            },
+            has_sessions_token: false,
+        }),
+        (None, None) if secret.is_some() => err(format!(
+            "{secret_name} does not decode to a sessions token and ANTHROPIC_ENVIRONMENT_KEY is not set"
+        )),
+        (None, None) => err(format!(
+            "{secret_name} is not set (nor {WORK_SECRET_CIPHERTEXT_VAR}, and no ANTHROPIC_ENVIRONMENT_KEY fallback)"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -223,6 +284,13 @@ mod tests {
         ]
     }
 
+    fn cred(c: &Config) -> &Credential {
+        match &c.secret {
+            SecretSource::Plain(cred) => cred,
+            SecretSource::Ciphertext { .. } => panic!("expected a plain secret"),
+        }
+    }
+
     fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         match parse(args.iter().copied(), envf(env))? {
             Command::Run(c) => Ok(*c),
@@ -236,8 +304,8 @@ mod tests {
         e.push(("ANTHROPIC_WORK_SECRET", SECRET));
         e.push(("ANTHROPIC_ENVIRONMENT_KEY", "sk-ant-env"));
         let c = run(&[], &e).unwrap();
-        assert_eq!(c.credential.expose(), "sk-ant-req-EXAMPLEtoken_0123");
-        assert_eq!(c.credential_source, CredentialSource::SessionsToken);
+        assert_eq!(cred(&c).bearer.expose(), "sk-ant-req-EXAMPLEtoken_0123");
+        assert_eq!(cred(&c).source, CredentialSource::SessionsToken);
         assert_eq!(c.workdir, PathBuf::from("/workspace"));
         assert_eq!(c.max_idle, Some(Duration::from_secs(60)));
         assert_eq!(c.log_format, LogFormat::Json);
@@ -253,7 +321,7 @@ mod tests {
         e.push(("ANTHROPIC_ENVIRONMENT_KEY", "sk-ant-env"));
         let c = run(&[], &e).unwrap();
         assert_eq!(
-            c.credential_source,
+            cred(&c).source,
             CredentialSource::EnvironmentKey {
                 secret_was_unusable: false
             }
@@ -261,12 +329,12 @@ mod tests {
         e.push(("ANTHROPIC_WORK_SECRET", "not base64!!"));
         let c = run(&[], &e).unwrap();
         assert_eq!(
-            c.credential_source,
+            cred(&c).source,
             CredentialSource::EnvironmentKey {
                 secret_was_unusable: true
             }
         );
-        assert!(!c.has_sessions_token);
+        assert!(!cred(&c).has_sessions_token);
     }
 
     #[test]
@@ -329,6 +397,75 @@ mod tests {
         );
         assert!(run(&["--bogus"], &e).unwrap_err().0.starts_with("--bogus"));
         assert!(matches!(parse(["--help"], envf(&[])), Ok(Command::Help)));
+    }
+
+    #[test]
+    fn ciphertext_source_rules() {
+        let mut e = base();
+        e.push(("ANTHROPIC_WORK_SECRET_CIPHERTEXT", "AQICAHh-ciphertext=="));
+        let c = run(&[], &e).unwrap();
+        match &c.secret {
+            SecretSource::Ciphertext {
+                ciphertext,
+                environment_key,
+            } => {
+                assert_eq!(ciphertext.expose(), "AQICAHh-ciphertext==");
+                assert!(environment_key.is_none());
+            }
+            other => panic!("expected the ciphertext source, got {other:?}"),
+        }
+        assert!(!format!("{c:?}").contains("AQICAHh"), "Debug must not leak");
+
+        // The environment key rides along for the fallback after decryption.
+        let mut with_key = e.clone();
+        with_key.push(("ANTHROPIC_ENVIRONMENT_KEY", "sk-ant-env"));
+        let c = run(&[], &with_key).unwrap();
+        assert!(matches!(
+            &c.secret,
+            SecretSource::Ciphertext { environment_key: Some(k), .. } if k.expose() == "sk-ant-env"
+        ));
+
+        // Both given: a config error naming both, before anything else.
+        e.push(("ANTHROPIC_WORK_SECRET", SECRET));
+        let err = run(&[], &e).unwrap_err().0;
+        assert_eq!(
+            err,
+            "ANTHROPIC_WORK_SECRET and ANTHROPIC_WORK_SECRET_CIPHERTEXT are both set: give only one"
+        );
+
+        // Empty counts as absent.
+        let mut e = base();
+        e.push(("ANTHROPIC_WORK_SECRET_CIPHERTEXT", "  "));
+        e.push(("ANTHROPIC_WORK_SECRET", SECRET));
+        let c = run(&[], &e).unwrap();
+        assert_eq!(cred(&c).source, CredentialSource::SessionsToken);
+    }
+
+    #[test]
+    fn decrypted_secret_follows_the_plain_rules() {
+        let key = EnvironmentKey::new("sk-ant-env");
+        let c = decrypted_credential(&SecretString::new(SECRET), Some(&key)).unwrap();
+        assert_eq!(c.bearer.expose(), "sk-ant-req-EXAMPLEtoken_0123");
+        assert_eq!(c.source, CredentialSource::SessionsToken);
+        assert!(c.has_sessions_token);
+
+        let c = decrypted_credential(&SecretString::new("garbage"), Some(&key)).unwrap();
+        assert_eq!(c.bearer.expose(), "sk-ant-env");
+        assert_eq!(
+            c.source,
+            CredentialSource::EnvironmentKey {
+                secret_was_unusable: true
+            }
+        );
+        assert!(!c.has_sessions_token);
+
+        let err = decrypted_credential(&SecretString::new("garbage"), None).unwrap_err();
+        assert!(
+            err.0.contains("ANTHROPIC_WORK_SECRET_CIPHERTEXT")
+                && err.0.contains("ANTHROPIC_ENVIRONMENT_KEY"),
+            "{err}"
+        );
+        assert!(!err.0.contains("garbage"));
     }
 
     #[test]

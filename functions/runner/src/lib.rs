@@ -4,9 +4,11 @@
 //!
 //! `main.rs` only wires configuration, logging and signals; the logic lives here:
 //! [`config`] (inputs), [`lease`] (heartbeat loop), [`session`] (tool loop),
-//! [`run`] (one item end to end), [`tools`] (the six tools), [`hygiene`] (secrets).
+//! [`run`] (one item end to end), [`tools`] (the six tools), [`hygiene`] (secrets),
+//! [`envelope`] (the KMS-encrypted work secret).
 
 pub mod config;
+pub mod envelope;
 pub mod hygiene;
 pub mod lease;
 pub mod logging;

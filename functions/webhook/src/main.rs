@@ -1,7 +1,0 @@
-//! `webhook`: skeleton. The real binary lands with its own issue; until then it says so
-//! and exits non-zero instead of pretending to work.
-
-fn main() {
-    eprintln!("webhook: not implemented yet in this build (see the project's open issues)");
-    std::process::exit(2);
-}
