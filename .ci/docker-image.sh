@@ -163,7 +163,7 @@ say "image $IMAGE_TAG built in $((SECONDS - t0)) s"
 docker image prune -f --filter "label=org.cma.image=runner" >/dev/null || true
 
 # Smoke test: the runner starts (its libraries are all there) and the tools work.
-if ! smoke="$(docker run --rm --network none "$IMAGE_TAG" --help 2>&1 | head -n 1)" || [ -z "$smoke" ]; then
+if ! smoke="$(docker run --rm --network none "$IMAGE_TAG" --help 2>&1 | sed -n 1p)" || [ -z "$smoke" ]; then
   say "smoke test failed: \`runner --help\` in $IMAGE_TAG: $smoke"
   exit 1
 fi
