@@ -263,7 +263,8 @@ struct Req {
     accept: &'static str,
     worker_id: Option<String>,
     timeout: Option<Duration>,
-    retry: RetryPolicy,
+    /// `None`: the client's configured policy ([`ClientConfig::retry`]).
+    retry: Option<RetryPolicy>,
     /// Statuses that end the call without an error and without a retry.
     terminal_ok: &'static [u16],
 }
@@ -279,7 +280,7 @@ impl Req {
             accept: "application/json",
             worker_id: None,
             timeout: None,
-            retry: RetryPolicy::default(),
+            retry: None,
             terminal_ok: &[],
         }
     }
@@ -409,6 +410,7 @@ impl ControlPlane {
 
     /// Send with retries; returns the first 2xx (or `terminal_ok`) response.
     async fn execute(&self, req: &Req) -> Result<reqwest::Response, ApiError> {
+        let policy = req.retry.unwrap_or(self.cfg.retry);
         let mut retry = 0u32;
         loop {
             let outcome = self.build(req).send().await;
@@ -437,12 +439,10 @@ impl ControlPlane {
                 }
                 Err(e) => transport_error(req.operation(), &e),
             };
-            if !err.is_retryable() || retry >= req.retry.max_retries {
+            if !err.is_retryable() || retry >= policy.max_retries {
                 return Err(err);
             }
-            let delay = req
-                .retry
-                .delay(retry, err.retry_after, self.jitter.as_ref());
+            let delay = policy.delay(retry, err.retry_after, self.jitter.as_ref());
             tracing::debug!(operation = %err.operation, status = ?err.status, retry, ?delay, "retrying control-plane call");
             self.clock.sleep(delay).await;
             retry += 1;
@@ -526,7 +526,7 @@ impl ControlPlane {
             .push("expected_last_heartbeat", expected_last_heartbeat)
             .opt("desired_ttl_seconds", desired_ttl_seconds);
         req.timeout = Some(timeout);
-        req.retry = RetryPolicy::NONE;
+        req.retry = Some(RetryPolicy::NONE);
         self.json(req).await
     }
 
@@ -829,10 +829,7 @@ impl ControlPlane {
             Some(&body),
         );
         // 409 means "changed remotely": the sync decides, not a retry loop.
-        req.retry = RetryPolicy {
-            max_retries: 0,
-            ..RetryPolicy::default()
-        };
+        req.retry = Some(RetryPolicy::NONE);
         self.json(req).await
     }
 
@@ -850,7 +847,7 @@ impl ControlPlane {
         );
         req.query.opt("expected_content_sha256", expected_sha256);
         req.terminal_ok = &[404];
-        req.retry = RetryPolicy::NONE;
+        req.retry = Some(RetryPolicy::NONE);
         let resp = self.execute(&req).await?;
         Ok(if resp.status().as_u16() == 404 {
             DeleteOutcome::NotFound

@@ -632,3 +632,26 @@ async fn connection_refused_is_transient_and_retried() {
     assert_eq!(clock.sleeps().len(), 2);
     assert!(!err.to_string().contains("Bearer"));
 }
+
+#[tokio::test]
+async fn configured_retry_policy_is_honoured() {
+    let fake = fake().await;
+    let mut cfg = ClientConfig::with_base_url(Some(&fake.base_url()));
+    cfg.retry = cma_shared::retry::RetryPolicy::NONE;
+    let clock = RecordingClock::default();
+    let c = ControlPlane::new(cfg, SecretString::new(fake.environment_key()))
+        .unwrap()
+        .with_time(Arc::new(clock.clone()), Arc::new(FixedJitter(0.0)));
+    fake.set_faults(Faults {
+        status_override: vec![(Endpoint::Stats, 503, 5)],
+        ..Faults::default()
+    });
+    let err = c.stats(&fake.environment_id()).await.unwrap_err();
+    assert_eq!(err.status, Some(503));
+    assert_eq!(
+        fake.requests().len(),
+        1,
+        "no retries with RetryPolicy::NONE"
+    );
+    assert!(clock.sleeps().is_empty());
+}

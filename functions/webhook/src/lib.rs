@@ -18,8 +18,12 @@
 //! function has no Function URL, so an HTTP caller can never reach the unsigned code
 //! path, and it never receives the signing secret (least privilege). Both binaries are
 //! thin: all logic is in [`app::App`] and [`drain::Drainer`], so the code path is the
-//! same. Build both with `cargo lambda build --release --output-format zip -p webhook
-//! --bin webhook --bin sweep` (`sign-delivery` is a local tool, not a Lambda).
+//! same. Build both with `cargo lambda build --profile lambda --output-format zip -p webhook
+//! --bin webhook --bin sweep` (`sign-delivery` is a local tool, not a Lambda). Measured
+//! zip sizes (x86_64): 5.7 MB / 5.4 MB with the workspace's release profile (thin LTO,
+//! 4 codegen units, `opt-level = 3`); 3.2 MB / 3.0 MB with `opt-level = "s"`,
+//! `lto = "fat"`, `codegen-units = 1` (the workspace's `lambda` profile). Four AWS SDK clients (SQS, KMS, Secrets Manager,
+//! ECS) plus STS (from `aws-config`) are most of the binary.
 //!
 //! # Module layout
 //!
