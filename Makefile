@@ -1,7 +1,7 @@
 # Developer entry points. `make test` is the README's test command and what .ci/run calls.
 CARGO ?= cargo
 
-.PHONY: test lint fmt-check clippy unit demo-fake
+.PHONY: test lint fmt-check clippy unit demo-fake bench-webhook
 
 ## Full check: formatting, lints, every test in the workspace.
 test: fmt-check clippy unit
@@ -22,3 +22,9 @@ unit:
 ## Run the fake control plane with a scripted demo session (prints its URL and credentials).
 demo-fake:
 	$(CARGO) run --locked -p cma-tests --bin fake-control-plane -- --demo
+
+## Webhook benchmark: builds the Lambda zips (`lambda` profile, needs cargo-lambda), then
+## prints warm handler latency, bootstrap start-to-ready time and the zip sizes.
+bench-webhook:
+	cargo lambda build --profile lambda --output-format zip -p webhook --bin webhook --bin sweep
+	$(CARGO) bench --locked -p webhook --bench handler
