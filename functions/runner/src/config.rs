@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use cma_shared::secret::{EnvironmentKey, SecretString, WorkSecret};
 
+use crate::memory::{DeleteMode, MemoryConfig};
+
 /// `runner --help`.
 pub const USAGE: &str = "\
 runner: serve one Claude Managed Agents work item (one session) in this sandbox
@@ -32,6 +34,13 @@ ENVIRONMENT:
                                with the task's AWS credentials before any call (not with the above)
     ANTHROPIC_ENVIRONMENT_KEY  environment key (fallback credential only)
     ANTHROPIC_BASE_URL         API base URL (default https://api.anthropic.com)
+    ALLOW_ENVIRONMENT_KEY_IN_SANDBOX
+                               true: if the skills endpoints refuse the sessions token, retry
+                               with ANTHROPIC_ENVIRONMENT_KEY (default false: warn, skip the skill)
+    MEMORY_SYNC_INTERVAL_SECONDS
+                               memory-store sync after tool calls at most this often (default 15, min 5)
+    MEMORY_DELETE_MODE         enabled (default) | log_only | disabled: remote deletes of
+                               memories removed locally
 ";
 
 /// Log output format.
@@ -88,6 +97,11 @@ pub struct Config {
     /// `None` = idle exit disabled.
     pub max_idle: Option<Duration>,
     pub log_format: LogFormat,
+    /// The environment key for skills downloads when the item credential is refused
+    /// (`ALLOW_ENVIRONMENT_KEY_IN_SANDBOX=true` and the key is given).
+    pub skills_fallback_key: Option<EnvironmentKey>,
+    /// Memory-store sync settings.
+    pub memory: MemoryConfig,
 }
 
 /// What the command line asked for.
@@ -189,6 +203,26 @@ where
     let plain = var("ANTHROPIC_WORK_SECRET").map(WorkSecret::new);
     let ciphertext = var(WORK_SECRET_CIPHERTEXT_VAR).map(SecretString::new);
     let env_key = var("ANTHROPIC_ENVIRONMENT_KEY").map(EnvironmentKey::new);
+    let allow_env_key = match var("ALLOW_ENVIRONMENT_KEY_IN_SANDBOX")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return err("ALLOW_ENVIRONMENT_KEY_IN_SANDBOX must be true or false"),
+    };
+    let skills_fallback_key = if allow_env_key { env_key.clone() } else { None };
+    let delete_mode = match var("MEMORY_DELETE_MODE") {
+        None => DeleteMode::Enabled,
+        Some(v) => v
+            .parse()
+            .map_err(|e| ConfigError(format!("MEMORY_DELETE_MODE: {e}")))?,
+    };
+    let memory = match var("MEMORY_SYNC_INTERVAL_SECONDS") {
+        None => MemoryConfig::new(MemoryConfig::DEFAULT_SYNC_INTERVAL, delete_mode),
+        Some(v) => MemoryConfig::from_secs(v.trim().parse().unwrap_or(f64::NAN), delete_mode),
+    }
+    .map_err(|e| ConfigError(format!("MEMORY_SYNC_INTERVAL_SECONDS: {e}")))?;
     let secret = match (plain, ciphertext) {
         (Some(_), Some(_)) => {
             return err(format!(
@@ -214,6 +248,8 @@ where
         workdir,
         max_idle,
         log_format,
+        skills_fallback_key,
+        memory,
     })))
 }
 
@@ -282,6 +318,41 @@ mod tests {
             ("ANTHROPIC_ENVIRONMENT_ID", "env_1"),
             ("ANTHROPIC_SESSION_ID", "sesn_1"),
         ]
+    }
+
+    #[test]
+    fn skills_fallback_and_memory_settings() {
+        let mut env = base();
+        env.push(("ANTHROPIC_WORK_SECRET", SECRET));
+        env.push(("ANTHROPIC_ENVIRONMENT_KEY", "sk-ant-env"));
+        let c = run(&[], &env).unwrap();
+        assert!(
+            c.skills_fallback_key.is_none(),
+            "default: the key stays out"
+        );
+        assert_eq!(c.memory, MemoryConfig::default());
+
+        let mut on = env.clone();
+        on.push(("ALLOW_ENVIRONMENT_KEY_IN_SANDBOX", "TRUE"));
+        on.push(("MEMORY_SYNC_INTERVAL_SECONDS", "7.5"));
+        on.push(("MEMORY_DELETE_MODE", "log_only"));
+        let c = run(&[], &on).unwrap();
+        assert_eq!(c.skills_fallback_key.unwrap().expose(), "sk-ant-env");
+        assert_eq!(c.memory.sync_interval, Duration::from_millis(7500));
+        assert_eq!(c.memory.delete_mode, DeleteMode::LogOnly);
+
+        for (k, v) in [
+            ("ALLOW_ENVIRONMENT_KEY_IN_SANDBOX", "yes"),
+            ("MEMORY_SYNC_INTERVAL_SECONDS", "4"),
+            ("MEMORY_SYNC_INTERVAL_SECONDS", "soon"),
+            ("MEMORY_DELETE_MODE", "sometimes"),
+        ] {
+            let mut bad = env.clone();
+            bad.push((k, v));
+            let e = run(&[], &bad).unwrap_err();
+            assert!(e.0.contains(k), "{e}");
+            assert!(!e.0.contains("sk-ant"), "{e}");
+        }
     }
 
     fn cred(c: &Config) -> &Credential {

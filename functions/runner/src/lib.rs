@@ -12,6 +12,8 @@ pub mod envelope;
 pub mod hygiene;
 pub mod lease;
 pub mod logging;
+pub mod memory;
 pub mod run;
 pub mod session;
+pub mod skills;
 pub mod tools;

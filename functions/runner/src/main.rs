@@ -6,13 +6,13 @@
 //! environment, set up signals, then hand over to [`runner::run::run`].
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use cma_shared::{ClientConfig, ControlPlane};
 use runner::config::{self, Command, Config, Credential, CredentialSource, SecretSource};
 use runner::envelope::{self, KmsDecryptor};
 use runner::run::{RunSpec, run};
-use runner::tools::{ToolContext, builtin_registry};
+use runner::skills::SkillLimits;
+use runner::tools::ToolContext;
 use tracing::Instrument;
 
 fn main() -> ExitCode {
@@ -84,13 +84,31 @@ fn main() -> ExitCode {
                     return 1;
                 }
             };
-            let ctx = Arc::new(ToolContext::new(&cfg.workdir));
+            let skills_fallback = match &cfg.skills_fallback_key {
+                Some(key) if credential.source == CredentialSource::SessionsToken => {
+                    match ControlPlane::new(
+                        ClientConfig::with_base_url(cfg.base_url.as_deref()),
+                        cma_shared::SecretString::new(key.expose()),
+                    ) {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot build the HTTP client");
+                            return 1;
+                        }
+                    }
+                }
+                _ => None,
+            };
             let spec = RunSpec {
                 environment_id: cfg.environment_id.clone(),
                 work_id: cfg.work_id.clone(),
                 session_id: cfg.session_id.clone(),
                 max_idle: cfg.max_idle,
-                registry: builtin_registry(ctx),
+                tool_context: ToolContext::new(&cfg.workdir),
+                has_sessions_token: credential.has_sessions_token,
+                skills_fallback,
+                skill_limits: SkillLimits::default(),
+                memory: cfg.memory.clone(),
             };
             run(client, spec, shutdown_signal()).await.exit_code()
         }

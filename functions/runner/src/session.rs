@@ -58,9 +58,11 @@ pub enum LoopEnd {
 }
 
 /// Observer for tool activity (memory sync hooks, metrics, tests).
+#[async_trait::async_trait]
 pub trait LoopHooks: Send + Sync {
-    /// Called after each routed call was dispatched (executed, denied or unowned).
-    fn after_call(&self) {}
+    /// Awaited after each routed call was dispatched (executed, denied or unowned),
+    /// before the next call starts (tools spec §10.7: the memory sync runs here).
+    async fn after_call(&self) {}
 }
 
 struct NoHooks;
@@ -115,6 +117,8 @@ pub struct ToolLoop {
     lease: watch::Receiver<LeaseStatus>,
     max_idle: Option<Duration>,
     hooks: Arc<dyn LoopHooks>,
+    /// A call was dispatched since the hooks last ran.
+    hook_due: bool,
 
     seen: HashSet<String>,
     answered: HashSet<String>,
@@ -150,6 +154,7 @@ impl ToolLoop {
             lease,
             max_idle,
             hooks: Arc::new(NoHooks),
+            hook_due: false,
             seen: HashSet::new(),
             answered: HashSet::new(),
             verdicts: HashMap::new(),
@@ -184,6 +189,9 @@ impl ToolLoop {
         let mut stream: Option<EventStream> = None;
         let mut reconnect_at = Some(Instant::now());
         loop {
+            if std::mem::take(&mut self.hook_due) {
+                self.hooks.after_call().await;
+            }
             self.start_next_job();
             let idle_deadline = match (self.idle_armed_at, self.max_idle) {
                 (Some(t), Some(max)) => Some(t + max),
@@ -402,7 +410,7 @@ impl ToolLoop {
         if !owned {
             if self.unowned_logged.insert(call.id.clone()) {
                 tracing::info!(tool = %call.name, tool_use_id = %call.id, custom, "tool not owned by this runner; left pending for its owner");
-                self.hooks.after_call();
+                self.hook_due = true;
             }
             return;
         }
@@ -410,7 +418,7 @@ impl ToolLoop {
             Some("deny") => {
                 tracing::info!(tool = %call.name, tool_use_id = %call.id, "call denied by policy; not executed");
                 self.answered.insert(call.id);
-                self.hooks.after_call();
+                self.hook_due = true;
             }
             None | Some("allow") => self.enqueue(call, custom, false),
             _ => match self.verdicts.get(&call.id).map(String::as_str) {
@@ -418,7 +426,7 @@ impl ToolLoop {
                 Some(_) => {
                     tracing::info!(tool = %call.name, tool_use_id = %call.id, "confirmation denied; not executed");
                     self.answered.insert(call.id);
-                    self.hooks.after_call();
+                    self.hook_due = true;
                 }
                 None => {
                     tracing::info!(tool = %call.name, tool_use_id = %call.id, "waiting for user confirmation");
@@ -455,7 +463,7 @@ impl ToolLoop {
                     tracing::info!(tool = %call.name, tool_use_id = %call.id, "confirmation denied; not executed");
                     self.in_flight.remove(&call.id);
                     self.answered.insert(call.id);
-                    self.hooks.after_call();
+                    self.hook_due = true;
                 }
             }
         }
@@ -523,7 +531,7 @@ impl ToolLoop {
                 // Stays unanswered; the next reconcile re-posts the cached result.
             }
         }
-        self.hooks.after_call();
+        self.hook_due = true;
         self.maybe_arm_after_gates();
     }
 }

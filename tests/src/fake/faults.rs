@@ -30,6 +30,20 @@ pub enum Endpoint {
     EventsStream,
     /// `POST /v1/sessions/{sid}/events`
     EventsSend,
+    /// `GET /v1/skills/{skill_id}/versions/{version}`
+    SkillRetrieve,
+    /// `GET /v1/skills/{skill_id}/versions/{version_id}/content`
+    SkillContent,
+    /// `GET /v1/memory_stores/{store}/memories`
+    MemoryList,
+    /// `GET /v1/memory_stores/{store}/memories/{id}`
+    MemoryRetrieve,
+    /// `POST /v1/memory_stores/{store}/memories`
+    MemoryCreate,
+    /// `POST /v1/memory_stores/{store}/memories/{id}`
+    MemoryUpdate,
+    /// `DELETE /v1/memory_stores/{store}/memories/{id}`
+    MemoryDelete,
 }
 
 /// Faults to inject. `Faults::default()` injects nothing.
@@ -57,6 +71,11 @@ pub struct Faults {
     pub lease_extended_false_after: Option<u32>,
     /// Add a `retry-after-ms` header to injected 5xx/429 answers.
     pub retry_after_ms: Option<u64>,
+    /// For the next N calls of the endpoint, process the request normally
+    /// (its effect is kept) but answer `500 api_error` instead: a lost
+    /// response. Not combined with `status_override`/`error_rate` on the same
+    /// request (an injected failure is not processed at all).
+    pub lose_response: Vec<(Endpoint, u32)>,
 }
 
 /// Mutable fault-evaluation state (lives inside the server state).
@@ -64,6 +83,7 @@ pub(crate) struct FaultState {
     pub(crate) faults: Faults,
     rng: StdRng,
     remaining: Vec<(Endpoint, u16, u32)>,
+    lost: Vec<(Endpoint, u32)>,
 }
 
 /// What to do with a request before normal processing.
@@ -77,6 +97,7 @@ impl FaultState {
         FaultState {
             rng: StdRng::seed_from_u64(faults.seed),
             remaining: faults.status_override.clone(),
+            lost: faults.lose_response.clone(),
             faults,
         }
     }
@@ -102,5 +123,17 @@ impl FaultState {
             .map(|(_, r)| *r)?;
         let draw: f64 = self.rng.random::<f64>();
         (draw < rate).then_some(Injected::Status(500))
+    }
+
+    /// Whether the answer to this (already processed) request must be
+    /// replaced by a 500; consumes one `lose_response` count.
+    pub(crate) fn take_lost_response(&mut self, endpoint: Endpoint) -> bool {
+        match self.lost.iter_mut().find(|(e, n)| *e == endpoint && *n > 0) {
+            Some(entry) => {
+                entry.1 -= 1;
+                true
+            }
+            None => false,
+        }
     }
 }

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::errors::{ApiError, json_response};
 use super::faults::{Endpoint, Injected};
+use super::memory::{ListParams, View};
 use super::queue::{decode_cursor, encode_cursor};
 use super::recording::RecordedRequest;
 use super::sessions::ListQuery;
@@ -56,8 +57,16 @@ enum Route {
     EventsList(String),
     EventsStream(String),
     EventsSend(String),
-    /// Known family, unimplemented resource (skills, memory stores).
-    Unimplemented,
+    /// `(skill_id, version)`; `version` may be `latest`.
+    SkillRetrieve(String, String),
+    /// `(skill_id, version_id)`.
+    SkillContent(String, String),
+    MemoryList(String),
+    MemoryCreate(String),
+    /// `(store, memory_id)`.
+    MemoryRetrieve(String, String),
+    MemoryUpdate(String, String),
+    MemoryDelete(String, String),
     NotFound,
     MethodNotAllowed,
 }
@@ -82,6 +91,13 @@ impl Matched {
             Route::EventsList(_) => Endpoint::EventsList,
             Route::EventsStream(_) => Endpoint::EventsStream,
             Route::EventsSend(_) => Endpoint::EventsSend,
+            Route::SkillRetrieve(..) => Endpoint::SkillRetrieve,
+            Route::SkillContent(..) => Endpoint::SkillContent,
+            Route::MemoryList(_) => Endpoint::MemoryList,
+            Route::MemoryCreate(_) => Endpoint::MemoryCreate,
+            Route::MemoryRetrieve(..) => Endpoint::MemoryRetrieve,
+            Route::MemoryUpdate(..) => Endpoint::MemoryUpdate,
+            Route::MemoryDelete(..) => Endpoint::MemoryDelete,
             _ => return None,
         })
     }
@@ -107,6 +123,7 @@ fn parse_route(method: &Method, path: &str) -> Matched {
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let get = method == Method::GET;
     let post = method == Method::POST;
+    let delete = method == Method::DELETE;
     let pick = |ok: bool, r: Route| if ok { r } else { Route::MethodNotAllowed };
     let s = |x: &str| x.to_string();
     match segs.as_slice() {
@@ -142,13 +159,40 @@ fn parse_route(method: &Method, path: &str) -> Matched {
                 env: None,
             }
         }
+        ["v1", "skills", skill, "versions", v, rest @ ..] => {
+            let route = match rest {
+                [] => pick(get, Route::SkillRetrieve(s(skill), s(v))),
+                ["content"] => pick(get, Route::SkillContent(s(skill), s(v))),
+                _ => Route::NotFound,
+            };
+            Matched {
+                route,
+                family: Family::Skills,
+                env: None,
+            }
+        }
         ["v1", "skills", ..] => Matched {
-            route: Route::Unimplemented,
+            route: Route::NotFound,
             family: Family::Skills,
             env: None,
         },
+        ["v1", "memory_stores", store, "memories", rest @ ..] => {
+            let route = match rest {
+                [] if get => Route::MemoryList(s(store)),
+                [] => pick(post, Route::MemoryCreate(s(store))),
+                [id] if get => Route::MemoryRetrieve(s(store), s(id)),
+                [id] if delete => Route::MemoryDelete(s(store), s(id)),
+                [id] => pick(post, Route::MemoryUpdate(s(store), s(id))),
+                _ => Route::NotFound,
+            };
+            Matched {
+                route,
+                family: Family::Memory,
+                env: None,
+            }
+        }
         ["v1", "memory_stores", ..] => Matched {
-            route: Route::Unimplemented,
+            route: Route::NotFound,
             family: Family::Memory,
             env: None,
         },
@@ -250,9 +294,25 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Resp
 
     let mut resp = match injected {
         Some(r) => r,
-        None => dispatch(&shared, &matched, &ctx)
-            .await
-            .unwrap_or_else(ApiError::into_response),
+        None => {
+            let resp = dispatch(&shared, &matched, &ctx)
+                .await
+                .unwrap_or_else(ApiError::into_response);
+            // `Faults::lose_response`: the request took effect, the answer is lost.
+            let lost = matched
+                .endpoint()
+                .is_some_and(|e| shared.lock().faults.take_lost_response(e));
+            if lost {
+                ApiError::new(
+                    500,
+                    "api_error",
+                    "injected fault (processed, response lost)",
+                )
+                .into_response()
+            } else {
+                resp
+            }
+        }
     };
     if let Some(l) = latency {
         tokio::time::sleep(l).await;
@@ -399,6 +459,55 @@ fn require_session(cred: &Cred, sid: &str) -> Result<(), ApiError> {
             "sessions token is not valid for this session",
         )),
     }
+}
+
+/// Skills: the environment key and any sessions token, unless the
+/// `skills_refuse_sessions_token` knob is set.
+fn require_skills_cred(shared: &Shared, cred: &Cred) -> Result<(), ApiError> {
+    match cred {
+        Cred::Item(_) if shared.lock().skills.refuse_sessions_token => Err(ApiError::forbidden(
+            "this credential may not access skills (sessions tokens refused by test knob)",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Memory stores: sessions tokens only (spec §3.4: environment key rejected).
+fn require_memory_cred(cred: &Cred) -> Result<(), ApiError> {
+    match cred {
+        Cred::EnvKey => Err(ApiError::forbidden(
+            "memory store endpoints do not accept the environment key; use the sessions token",
+        )),
+        Cred::Item(_) => Ok(()),
+    }
+}
+
+/// Writes are refused when the token's session mounts the store read-only.
+fn require_memory_writable(
+    st: &super::state::State,
+    cred: &Cred,
+    store: &str,
+) -> Result<(), ApiError> {
+    let Cred::Item(scope) = cred else {
+        return Ok(());
+    };
+    let read_only = scope
+        .session_id
+        .as_ref()
+        .and_then(|sid| st.sessions.get(sid))
+        .is_some_and(|s| {
+            s.resources.iter().any(|r| {
+                r["type"] == "memory_store"
+                    && r["memory_store_id"] == store
+                    && r["access"] == "read_only"
+            })
+        });
+    if read_only {
+        return Err(ApiError::forbidden(format!(
+            "memory store {store} is mounted read_only for this session"
+        )));
+    }
+    Ok(())
 }
 
 fn limit_param(ctx: &Ctx, default: u64) -> Result<usize, ApiError> {
@@ -586,9 +695,56 @@ async fn dispatch(shared: &Arc<Shared>, m: &Matched, ctx: &Ctx) -> Result<Respon
             let stored = sess.send_events(events)?;
             ok(json!({ "data": stored }))
         }
-        Route::Unimplemented => Err(ApiError::not_found(
-            "resource not found (skills and memory stores are not implemented by the fake)",
-        )),
+        Route::SkillRetrieve(skill, version) => {
+            require_skills_cred(shared, &cred)?;
+            ok(shared.lock().skills.retrieve(skill, version)?)
+        }
+        Route::SkillContent(skill, version_id) => {
+            require_skills_cred(shared, &cred)?;
+            shared.lock().skills.content(skill, version_id)
+        }
+        Route::MemoryList(store) => {
+            require_memory_cred(&cred)?;
+            let limit = ctx.int_param("limit")?.unwrap_or(20);
+            if !(1..=100).contains(&limit) {
+                return Err(ApiError::invalid("limit must be between 1 and 100"));
+            }
+            // Validated, otherwise ignored (see the memory module docs).
+            ctx.int_param("depth")?;
+            let params = ListParams {
+                view: View::parse(ctx.param("view"), View::Basic)?,
+                limit: limit as usize,
+                page: ctx.param("page"),
+                path_prefix: ctx.param("path_prefix"),
+            };
+            ok(shared.lock().memory.list(store, &params)?)
+        }
+        Route::MemoryRetrieve(store, id) => {
+            require_memory_cred(&cred)?;
+            let view = View::parse(ctx.param("view"), View::Full)?;
+            ok(shared.lock().memory.retrieve(store, id, view)?)
+        }
+        Route::MemoryCreate(store) => {
+            require_memory_cred(&cred)?;
+            let body = ctx.json_body()?;
+            let mut st = shared.lock();
+            require_memory_writable(&st, &cred, store)?;
+            ok(st.memory.create(store, &body)?)
+        }
+        Route::MemoryUpdate(store, id) => {
+            require_memory_cred(&cred)?;
+            let body = ctx.json_body()?;
+            let mut st = shared.lock();
+            require_memory_writable(&st, &cred, store)?;
+            ok(st.memory.update(store, id, &body)?)
+        }
+        Route::MemoryDelete(store, id) => {
+            require_memory_cred(&cred)?;
+            let mut st = shared.lock();
+            require_memory_writable(&st, &cred, store)?;
+            let expected = ctx.param("expected_content_sha256");
+            ok(st.memory.delete(store, id, expected)?)
+        }
         Route::NotFound | Route::MethodNotAllowed => unreachable!("handled above"),
     }
 }

@@ -6,21 +6,24 @@
 //! `fake-control-plane` binary.
 //!
 //! Module layout: `queue` (work items, lease), `sessions` (history, scripts,
-//! result validation), `sse` (event stream), `faults`, `http` (routing, auth,
+//! result validation), `sse` (event stream), `skills` (skill versions and
+//! archives), `memory` (memory stores), `faults`, `http` (routing, auth,
 //! headers), `recording`, `state` (shared state), `util` (RFC 3339, ids,
 //! percent-decoding).
 //!
-//! Choices for open questions are documented in the `queue` and `sessions`
-//! modules. Deviations from the spec's credential matrix (§3.4): work
+//! Choices for open questions are documented in the `queue`, `sessions`,
+//! `skills` and `memory` modules. Deviations from the spec's credential matrix (§3.4): work
 //! retrieve/update accept the environment key (the real API wants an API key);
 //! sessions tokens stay valid after their item stopped.
 
 mod errors;
 mod faults;
 mod http;
+mod memory;
 mod queue;
 mod recording;
 mod sessions;
+mod skills;
 mod sse;
 mod state;
 mod util;
@@ -34,6 +37,7 @@ use tokio::task::JoinHandle;
 
 pub use faults::{Endpoint, Faults};
 pub use http::{MANAGED_AGENTS_BETA, MEMORY_BETA};
+pub use memory::{MAX_MEMORY_BYTES, content_sha256};
 pub use recording::RecordedRequest;
 pub use sessions::{CallKind, ScriptStep, SessionScript, default_agent};
 
@@ -449,6 +453,105 @@ impl FakeControlPlane {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    // ----------------------------------------------------------------- skills
+
+    /// Registers a version of a skill with its archive (served verbatim by
+    /// `…/versions/{version_id}/content`). Each new version becomes `latest`;
+    /// registering a known `version_id` again replaces it in place.
+    pub fn add_skill_version(
+        &self,
+        skill_id: &str,
+        version_id: &str,
+        name: &str,
+        archive: Vec<u8>,
+    ) {
+        self.shared()
+            .lock()
+            .skills
+            .add(skill_id, version_id, name, archive);
+    }
+
+    /// Test knob: the skills endpoints answer `403 permission_error` to
+    /// sessions tokens (the environment key keeps working).
+    pub fn set_skills_refuse_sessions_token(&self, refuse: bool) {
+        self.shared().lock().skills.refuse_sessions_token = refuse;
+    }
+
+    // ---------------------------------------------------------- memory stores
+
+    /// Creates an empty memory store; returns its id (`memstore_…`).
+    pub fn create_memory_store(&self, name: &str) -> String {
+        self.shared().lock().memory.create_store(name)
+    }
+
+    /// The name a store was created with.
+    pub fn memory_store_name(&self, store: &str) -> String {
+        self.shared()
+            .lock()
+            .memory
+            .store_or_panic(store)
+            .name
+            .clone()
+    }
+
+    /// Creates or overwrites the memory at `path` (a remote edit: new
+    /// `memory_version_id`, same id when it existed; no precondition).
+    /// Returns the memory id. Panics on an unknown store or invalid path.
+    pub fn put_memory(&self, store: &str, path: &str, content: &str) -> String {
+        self.shared().lock().memory.put(store, path, content)
+    }
+
+    /// Deletes the memory at `path` (a remote delete); returns whether it existed.
+    pub fn delete_memory_remote(&self, store: &str, path: &str) -> bool {
+        self.shared()
+            .lock()
+            .memory
+            .store_mut_or_panic(store)
+            .memories
+            .remove(path)
+            .is_some()
+    }
+
+    /// Snapshot `(path, content)` of every memory, sorted by path.
+    pub fn memories(&self, store: &str) -> Vec<(String, String)> {
+        self.shared()
+            .lock()
+            .memory
+            .store_or_panic(store)
+            .memories
+            .values()
+            .map(|m| (m.path.clone(), m.content.clone()))
+            .collect()
+    }
+
+    /// Content of the memory at `path`, if any.
+    pub fn memory_content(&self, store: &str, path: &str) -> Option<String> {
+        self.shared()
+            .lock()
+            .memory
+            .store_or_panic(store)
+            .memories
+            .get(path)
+            .map(|m| m.content.clone())
+    }
+
+    /// The memory at `path` as `GET …/memories/{id}?view=full` returns it
+    /// (`id`, `content_sha256`, `memory_version_id`, …).
+    pub fn memory(&self, store: &str, path: &str) -> Option<Value> {
+        self.shared().lock().memory.get_json(store, path)
+    }
+
+    /// Id of the memory at `path`, if any.
+    pub fn memory_id(&self, store: &str, path: &str) -> Option<String> {
+        self.shared()
+            .lock()
+            .memory
+            .store_or_panic(store)
+            .memories
+            .get(path)
+            .map(|m| m.id.clone())
     }
 
     // ----------------------------------------------------------------- faults

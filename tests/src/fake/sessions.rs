@@ -98,6 +98,56 @@ impl SessionScript {
             ..Default::default()
         }
     }
+
+    /// Appends `{"type":"custom","skill_id","version"}` to `agent.skills`
+    /// (starting from [`default_agent`] if `agent` is still `Null`).
+    pub fn with_skill(self, skill_id: &str, version: &str) -> Self {
+        self.with_skill_ref("custom", skill_id, version)
+    }
+
+    /// Appends `{"type":kind,"skill_id","version"}` to `agent.skills`
+    /// (`kind` = `custom` | `anthropic`).
+    pub fn with_skill_ref(mut self, kind: &str, skill_id: &str, version: &str) -> Self {
+        if self.agent.is_null() {
+            self.agent = default_agent();
+        }
+        if !self.agent["skills"].is_array() {
+            self.agent["skills"] = json!([]);
+        }
+        if let Some(skills) = self.agent["skills"].as_array_mut() {
+            skills.push(json!({ "type": kind, "skill_id": skill_id, "version": version }));
+        }
+        self
+    }
+
+    /// Appends a `memory_store` resource:
+    /// `{"type":"memory_store","memory_store_id","access","mount_path"?,"name"}`
+    /// (`mount_path` is omitted when `None`; `access` = `read_write` | `read_only`).
+    pub fn with_memory_store(
+        mut self,
+        memory_store_id: &str,
+        access: &str,
+        mount_path: Option<&str>,
+        name: &str,
+    ) -> Self {
+        let mut r = json!({
+            "type": "memory_store",
+            "memory_store_id": memory_store_id,
+            "access": access,
+            "name": name,
+        });
+        if let Some(m) = mount_path {
+            r["mount_path"] = Value::String(m.to_string());
+        }
+        self.resources.push(r);
+        self
+    }
+
+    /// Appends an arbitrary `resources[]` entry (e.g. `file`, `github_repository`).
+    pub fn with_resource(mut self, resource: Value) -> Self {
+        self.resources.push(resource);
+        self
+    }
 }
 
 /// The default `session.agent` object.

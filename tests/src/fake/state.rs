@@ -1,4 +1,5 @@
-//! Shared server state: work items, sessions, credentials, faults, recording.
+//! Shared server state: work items, sessions, credentials, skills, memory
+//! stores, faults, recording.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -11,9 +12,11 @@ use tokio::sync::{Notify, watch};
 
 use super::FakeConfig;
 use super::faults::{FaultState, Faults};
+use super::memory::MemoryStores;
 use super::queue::WorkItem;
 use super::recording::RecordedRequest;
 use super::sessions::Session;
+use super::skills::Skills;
 use super::util::random_alnum;
 
 /// What a sessions token is allowed to touch.
@@ -37,6 +40,8 @@ pub(crate) struct State {
     pub(crate) workers: HashMap<String, Instant>,
     pub(crate) faults: FaultState,
     pub(crate) requests: Vec<RecordedRequest>,
+    pub(crate) skills: Skills,
+    pub(crate) memory: MemoryStores,
 }
 
 impl State {
@@ -52,6 +57,8 @@ impl State {
             workers: HashMap::new(),
             faults: FaultState::new(Faults::default()),
             requests: Vec::new(),
+            skills: Skills::default(),
+            memory: MemoryStores::default(),
         }
     }
 
