@@ -15,6 +15,7 @@
 
 pub mod client;
 pub mod error;
+pub mod message;
 pub mod retry;
 pub mod secret;
 pub mod sse;
