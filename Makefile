@@ -1,7 +1,7 @@
 # Developer entry points. `make test` is the README's test command and what .ci/run calls.
 CARGO ?= cargo
 
-.PHONY: test lint fmt-check clippy unit demo-fake bench-webhook
+.PHONY: test lint fmt-check clippy unit demo bench-local demo-fake bench-webhook
 
 ## Full check: formatting, lints, every test in the workspace.
 test: fmt-check clippy unit
@@ -18,6 +18,20 @@ unit:
 	else \
 		$(CARGO) test --workspace --locked --no-fail-fast; \
 	fi
+
+## The README's first command: build the runner and cma-local (cargo shows its progress),
+## then run the whole pipeline on this machine with no cloud: fake control plane, signed
+## webhook delivery, the webhook handler on 127.0.0.1, in-memory queue, dispatcher,
+## Docker launcher (engine + cma/runner:ci present) or process launcher, and the runner's
+## real tool calls, printed as a transcript. Extra flags: make demo ARGS='--launcher process'.
+demo:
+	$(CARGO) build --locked -p runner -p local
+	$(CARGO) run --locked --quiet -p local --bin cma-local -- demo $(ARGS)
+
+## The local stack's webhook → first tool result, process and Docker launchers (figures only).
+bench-local:
+	$(CARGO) build --locked --release -p runner -p local
+	$(CARGO) run --locked --quiet --release -p local --bin cma-local -- bench $(ARGS)
 
 ## Run the fake control plane with a scripted demo session (prints its URL and credentials).
 demo-fake:

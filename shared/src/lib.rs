@@ -8,13 +8,16 @@
 //! * [`sse`]: an incremental Server-Sent-Events parser for the session event stream.
 //! * [`webhook`]: Standard Webhooks signature verification (spec §8.4).
 //! * [`secret`]: redacting secret wrappers and work-secret decoding (spec §3.2).
+//! * [`emf`]: CloudWatch embedded-metric-format lines (webhook and dispatcher metrics).
 
 // `ApiError` carries everything an operator needs (status, error type and code,
 // request id, hint); it only travels on the error path, so its size is not a concern.
 #![allow(clippy::result_large_err)]
 
 pub mod client;
+pub mod emf;
 pub mod error;
+pub mod logging;
 pub mod message;
 pub mod retry;
 pub mod secret;

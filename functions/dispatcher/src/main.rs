@@ -1,7 +1,18 @@
-//! `dispatcher`: skeleton. The real binary lands with its own issue; until then it says so
-//! and exits non-zero instead of pretending to work.
+//! The dispatcher Lambda (SQS event source, `ReportBatchItemFailures`). See the
+//! `dispatcher` crate docs.
 
-fn main() {
-    eprintln!("dispatcher: not implemented yet in this build (see the project's open issues)");
-    std::process::exit(2);
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    dispatcher::logging::init();
+    let app = Arc::new(dispatcher::aws::build_app().await);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let app = app.clone();
+        async move { dispatcher::lambda::handler(&app, event).await }
+    }))
+    .await
 }

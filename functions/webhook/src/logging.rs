@@ -5,7 +5,10 @@
 //! No secret value ever reaches a log line: every credential is a
 //! `cma_shared::secret` type whose `Debug` is redacted and which has no `Display`,
 //! and the code never logs request bodies, headers other than `webhook-id`, message
-//! bodies or ciphertexts. A test captures every line at TRACE level and checks.
+//! bodies or ciphertexts. The AWS SDK's own targets are capped at `debug`
+//! ([`cma_shared::logging::cap_sdk_trace`]): at `trace` its orchestrator logs request
+//! bodies, and a KMS `Encrypt` request carries the plaintext work secret. A test
+//! captures every line at TRACE level and checks.
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
@@ -15,9 +18,17 @@ use tracing_subscriber::fmt::MakeWriter;
 pub fn filter_from_env() -> EnvFilter {
     let lambda_level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok();
     if let Some(level) = lambda_level.as_deref().and_then(lambda_level_directive) {
-        return EnvFilter::new(level);
+        return filter(level);
     }
-    EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))
+    match std::env::var("RUST_LOG") {
+        Ok(d) if !d.trim().is_empty() => filter(&d),
+        _ => filter("info"),
+    }
+}
+
+/// `directives` with the AWS SDK's targets capped at `debug` when they ask for `trace`.
+pub fn filter(directives: &str) -> EnvFilter {
+    EnvFilter::new(cma_shared::logging::cap_sdk_trace(directives))
 }
 
 /// Map a Lambda log level to a `tracing` level directive (`None` if unknown).
@@ -59,6 +70,13 @@ pub fn init() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sdk_never_traces() {
+        let f = filter("trace").to_string();
+        assert!(f.contains("aws_sdk_kms=debug"), "{f}");
+        assert!(f.contains("aws_smithy_runtime=debug"), "{f}");
+    }
 
     #[test]
     fn lambda_levels() {
