@@ -1,10 +1,10 @@
 # Developer entry points. `make test` is the README's test command and what .ci/run calls.
 CARGO ?= cargo
 
-.PHONY: test lint fmt-check clippy unit demo bench-local demo-fake bench-webhook
+.PHONY: test lint fmt-check clippy unit demo bench-local demo-fake bench-webhook infra-test
 
-## Full check: formatting, lints, every test in the workspace.
-test: fmt-check clippy unit
+## Full check: formatting, lints, every test in the workspace, the infrastructure checks.
+test: fmt-check clippy unit infra-test
 
 fmt-check:
 	$(CARGO) fmt --all --check
@@ -18,6 +18,11 @@ unit:
 	else \
 		$(CARGO) test --workspace --locked --no-fail-fast; \
 	fi
+
+## Terraform (infra/): fmt, init from the offline provider mirror, validate, terraform test
+## (mocked provider), checkov, hadolint, apply + destroy against moto when CMA_MOTO_URL is set.
+infra-test:
+	bash .ci/infra-test.sh
 
 ## The README's first command: build the runner and cma-local (cargo shows its progress),
 ## then run the whole pipeline on this machine with no cloud: fake control plane, signed

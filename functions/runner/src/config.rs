@@ -53,6 +53,25 @@ pub enum LogFormat {
 /// The variable carrying the KMS-encrypted work secret (see [`crate::envelope`]).
 pub const WORK_SECRET_CIPHERTEXT_VAR: &str = "ANTHROPIC_WORK_SECRET_CIPHERTEXT";
 
+/// Every environment variable the runner reads: the ones in [`USAGE`] plus `RUST_LOG`
+/// (the log filter, see `logging.rs`). The AWS SDK's own variables (`AWS_REGION`, the
+/// container credentials endpoint, ...) are excepted. `functions/runner/env-vars.txt`
+/// lists the same names, one per line (a unit test keeps the two equal), and the
+/// Terraform tests check that the task definition sets no other name.
+pub const ENV_VARS: &[&str] = &[
+    "ANTHROPIC_WORK_ID",
+    "ANTHROPIC_ENVIRONMENT_ID",
+    "ANTHROPIC_SESSION_ID",
+    "ANTHROPIC_WORK_SECRET",
+    WORK_SECRET_CIPHERTEXT_VAR,
+    "ANTHROPIC_ENVIRONMENT_KEY",
+    "ANTHROPIC_BASE_URL",
+    "ALLOW_ENVIRONMENT_KEY_IN_SANDBOX",
+    "MEMORY_SYNC_INTERVAL_SECONDS",
+    "MEMORY_DELETE_MODE",
+    "RUST_LOG",
+];
+
 /// Which credential the item runs with (spec §3.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CredentialSource {
@@ -318,6 +337,48 @@ mod tests {
             ("ANTHROPIC_ENVIRONMENT_ID", "env_1"),
             ("ANTHROPIC_SESSION_ID", "sesn_1"),
         ]
+    }
+
+    #[test]
+    fn env_vars_file_matches_the_const() {
+        let file = include_str!("../env-vars.txt");
+        let lines: Vec<&str> = file.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(
+            lines, ENV_VARS,
+            "env-vars.txt must list ENV_VARS, one per line, in order"
+        );
+        let mut sorted = ENV_VARS.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), ENV_VARS.len(), "no duplicates");
+    }
+
+    #[test]
+    fn env_vars_cover_every_variable_in_usage() {
+        // Names in USAGE's ENVIRONMENT section: lines whose first word is an
+        // upper-case identifier.
+        let section = USAGE
+            .split("ENVIRONMENT:")
+            .nth(1)
+            .expect("ENVIRONMENT section");
+        let documented: Vec<&str> = section
+            .lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .filter(|w| w.len() > 1 && w.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            .collect();
+        assert!(documented.len() >= 10, "{documented:?}");
+        for name in &documented {
+            assert!(
+                ENV_VARS.contains(name),
+                "{name} is in USAGE but not in ENV_VARS"
+            );
+        }
+        for name in ENV_VARS.iter().filter(|n| **n != "RUST_LOG") {
+            assert!(
+                documented.contains(name),
+                "{name} is in ENV_VARS but not in USAGE"
+            );
+        }
     }
 
     #[test]
