@@ -41,6 +41,78 @@ pub fn cap_sdk_trace(directives: &str) -> String {
     d
 }
 
+#[cfg(feature = "subscriber")]
+pub use lambda_json::*;
+
+/// JSON `tracing` logs for the Lambdas (feature `subscriber`): one JSON object per line
+/// on stdout (what Lambda's JSON log format expects), level from `AWS_LAMBDA_LOG_LEVEL`,
+/// else `RUST_LOG` directives, else `info`, always through [`cap_sdk_trace`]. Each event
+/// carries the current span's fields; the runtime's per-invocation span adds `requestId`.
+#[cfg(feature = "subscriber")]
+mod lambda_json {
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::cap_sdk_trace;
+
+    /// `directives` with the AWS SDK's targets capped at `debug` when they ask for `trace`.
+    pub fn filter(directives: &str) -> EnvFilter {
+        EnvFilter::new(cap_sdk_trace(directives))
+    }
+
+    /// The production filter: `AWS_LAMBDA_LOG_LEVEL` (Lambda's advanced logging
+    /// controls: `TRACE`…`ERROR`, `FATAL` = `error`), else `RUST_LOG`, else `info`.
+    pub fn filter_from_env() -> EnvFilter {
+        let lambda_level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok();
+        if let Some(level) = lambda_level.as_deref().and_then(lambda_level_directive) {
+            return filter(level);
+        }
+        match std::env::var("RUST_LOG") {
+            Ok(d) if !d.trim().is_empty() => filter(&d),
+            _ => filter("info"),
+        }
+    }
+
+    /// Map a Lambda log level to a `tracing` level directive (`None` if unknown).
+    pub fn lambda_level_directive(level: &str) -> Option<&'static str> {
+        Some(match level.trim().to_ascii_uppercase().as_str() {
+            "TRACE" => "trace",
+            "DEBUG" => "debug",
+            "INFO" => "info",
+            "WARN" => "warn",
+            "ERROR" | "FATAL" => "error",
+            _ => return None,
+        })
+    }
+
+    /// A JSON subscriber writing to `writer` (tests pass a buffer).
+    pub fn json_subscriber<W>(
+        filter: EnvFilter,
+        writer: W,
+    ) -> impl tracing::Subscriber + Send + Sync
+    where
+        W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+    {
+        tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_ansi(false)
+            .with_env_filter(filter)
+            .with_writer(writer)
+            .finish()
+    }
+
+    /// Install the production subscriber (stdout). Idempotent.
+    pub fn init_lambda_json() {
+        let _ = tracing::subscriber::set_global_default(json_subscriber(
+            filter_from_env(),
+            std::io::stdout,
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

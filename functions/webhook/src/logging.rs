@@ -10,61 +10,11 @@
 //! bodies, and a KMS `Encrypt` request carries the plaintext work secret. A test
 //! captures every line at TRACE level and checks.
 
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::fmt::MakeWriter;
-
-/// The production filter: `AWS_LAMBDA_LOG_LEVEL` (Lambda's advanced logging controls:
-/// `TRACE`…`ERROR`, `FATAL` = `error`), else `RUST_LOG` directives, else `info`.
-pub fn filter_from_env() -> EnvFilter {
-    let lambda_level = std::env::var("AWS_LAMBDA_LOG_LEVEL").ok();
-    if let Some(level) = lambda_level.as_deref().and_then(lambda_level_directive) {
-        return filter(level);
-    }
-    match std::env::var("RUST_LOG") {
-        Ok(d) if !d.trim().is_empty() => filter(&d),
-        _ => filter("info"),
-    }
-}
-
-/// `directives` with the AWS SDK's targets capped at `debug` when they ask for `trace`.
-pub fn filter(directives: &str) -> EnvFilter {
-    EnvFilter::new(cma_shared::logging::cap_sdk_trace(directives))
-}
-
-/// Map a Lambda log level to a `tracing` level directive (`None` if unknown).
-pub fn lambda_level_directive(level: &str) -> Option<&'static str> {
-    Some(match level.trim().to_ascii_uppercase().as_str() {
-        "TRACE" => "trace",
-        "DEBUG" => "debug",
-        "INFO" => "info",
-        "WARN" => "warn",
-        "ERROR" | "FATAL" => "error",
-        _ => return None,
-    })
-}
-
-/// A JSON subscriber writing to `writer` (tests pass a buffer).
-pub fn json_subscriber<W>(filter: EnvFilter, writer: W) -> impl tracing::Subscriber + Send + Sync
-where
-    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
-{
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_ansi(false)
-        .with_env_filter(filter)
-        .with_writer(writer)
-        .finish()
-}
+pub use cma_shared::logging::{filter, filter_from_env, json_subscriber, lambda_level_directive};
 
 /// Install the production subscriber (stdout). Idempotent.
 pub fn init() {
-    let _ = tracing::subscriber::set_global_default(json_subscriber(
-        filter_from_env(),
-        std::io::stdout,
-    ));
+    cma_shared::logging::init_lambda_json();
 }
 
 #[cfg(test)]
