@@ -43,7 +43,9 @@ use crate::session::{LoopEnd, LoopHooks, ToolLoop};
 use crate::skills::{Provisioned, SkillLimits, SkillSource};
 use crate::tools::{ToolContext, ToolRegistry, builtin_registry};
 
-/// Teardown bound (kill tools); the whole SIGTERM path must fit in 10 s.
+/// Teardown bound for killing the tools. Without memory stores the whole SIGTERM path
+/// takes well under 10 s (`docker stop`'s default); with them the flush adds up to 30 s
+/// (the task definition's `stopTimeout` is 120 s).
 pub const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound on the final force-stop call.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(4);
