@@ -3,3 +3,6 @@
 //! See [`fake`]; the `fake-control-plane` binary serves one for local demos.
 
 pub mod fake;
+pub mod runner_bin;
+
+pub use runner_bin::runner_bin;

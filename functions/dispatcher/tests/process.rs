@@ -2,11 +2,11 @@
 //! one scripted session (bash, write, read, edit, glob, grep), claimed the way the
 //! webhook does (poll + ack), launched with the item's plaintext secret.
 //!
-//! The runner binary: `CMA_RUNNER_BIN` if set, else `runner` beside this test's profile
+//! The runner binary ([`cma_tests::runner_bin`]): `CMA_RUNNER_BIN` if set, else `runner` beside this test's profile
 //! directory (`<target dir>/debug/runner`; `cargo nextest run --workspace` builds it
 //! first), else it is built here with `cargo build -p runner`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use cma_shared::{ClientConfig, ControlPlane, SecretString};
@@ -14,62 +14,6 @@ use cma_tests::fake::{FakeConfig, FakeControlPlane, ScriptStep, SessionScript};
 use dispatcher::process::{ProcessConfig, ProcessLauncher};
 use dispatcher::{LaunchOutcome, LaunchRequest, LaunchSecret, Launcher};
 use serde_json::{Value, json};
-
-/// `<target dir>/<profile>` of this test binary (`…/debug/deps/process-<hash>`), falling
-/// back to `CARGO_TARGET_DIR` or `<workspace>/target` plus `debug`.
-fn profile_dir(workspace: &Path) -> PathBuf {
-    if let Some(dir) = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.to_path_buf()))
-    {
-        return dir;
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|t| workspace.join(t))
-        .unwrap_or_else(|| workspace.join("target"));
-    target.join("debug")
-}
-
-fn runner_bin() -> PathBuf {
-    if let Some(bin) = std::env::var_os("CMA_RUNNER_BIN").filter(|v| !v.is_empty()) {
-        let bin = PathBuf::from(bin);
-        assert!(
-            bin.is_file(),
-            "CMA_RUNNER_BIN={} is not a file",
-            bin.display()
-        );
-        return bin;
-    }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap();
-    let profile = profile_dir(&workspace);
-    let bin = profile.join("runner");
-    if bin.is_file() {
-        return bin;
-    }
-    eprintln!(
-        "{} is missing: building it with `cargo build -p runner`",
-        bin.display()
-    );
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "--locked", "-p", "runner", "--bin", "runner"])
-        .current_dir(&workspace);
-    if let Some(target) = profile.parent() {
-        cmd.env("CARGO_TARGET_DIR", target);
-    }
-    let status = cmd.status();
-    assert!(
-        status.as_ref().is_ok_and(|s| s.success()) && bin.is_file(),
-        "could not build the runner binary ({status:?}); run `cargo build -p runner` or set \
-         CMA_RUNNER_BIN to a runner executable (expected {})",
-        bin.display()
-    );
-    bin
-}
 
 /// What the webhook does before dispatching: poll the queued item and ack it.
 async fn claim(fake: &FakeControlPlane) {
@@ -95,7 +39,7 @@ fn result_text(r: &Value) -> String {
 
 #[tokio::test]
 async fn process_launcher_serves_a_full_session() {
-    let bin = runner_bin();
+    let bin = cma_tests::runner_bin();
     let fake = FakeControlPlane::start(FakeConfig {
         ping_interval: Duration::from_millis(200),
         ..FakeConfig::default()
